@@ -2,6 +2,7 @@
 //! cap, grant, project; validated all-or-nothing and journaled with actor and
 //! reason.
 
+use super::billing::settle_due_for;
 use super::{Ledger, accrue_into, pool_view, project_view};
 use crate::error::{LedgerError, Result};
 use crate::model::{Actor, PoolPatch, PoolView, ProjectPatch, ProjectView};
@@ -163,6 +164,8 @@ impl Ledger {
                     .id,
             ),
         };
+        let projects: Vec<i64> = found.project_id.into_iter().chain(project_id).collect();
+        settle_due_for(&mut tx, &[found.id], &projects, now).await?;
         let mut row = tx
             .pools_by_id(&[found.id], true)
             .await?
@@ -214,10 +217,15 @@ impl Ledger {
     ) -> Result<ProjectView> {
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
+        let found = tx
+            .project(name, false)
+            .await?
+            .ok_or_else(|| LedgerError::UnknownProject(name.to_string()))?;
+        settle_due_for(&mut tx, &[], &[found.id], now).await?;
         let mut row = tx
             .project(name, true)
             .await?
-            .ok_or_else(|| LedgerError::UnknownProject(name.to_string()))?;
+            .ok_or_else(|| LedgerError::Busy("the project was removed meanwhile".into()))?;
         let mut journal = Vec::new();
         settings.apply(&mut row, actor, now, &mut journal)?;
         tx.update_pools(std::slice::from_ref(&row)).await?;

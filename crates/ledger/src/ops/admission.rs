@@ -2,6 +2,7 @@
 //! user can pay the first period beyond what is already promised, and record
 //! the promise.
 
+use super::billing::settle_due_for;
 use super::{Ledger, holdings, next_grant_sentence, pool_view};
 use crate::error::{LedgerError, Result};
 use crate::limits::{OPTIONS_BYTES_MAX, VALUE_MAX};
@@ -83,6 +84,8 @@ impl Ledger {
             })));
         };
 
+        let projects: Vec<i64> = chosen.project_id.into_iter().collect();
+        settle_due_for(&mut tx, &[chosen.id], &projects, now).await?;
         // Lock project, then user pool (the order every writer uses), and
         // read both again under the lock.
         let project = match chosen.project_id {

@@ -54,9 +54,26 @@ impl Ledger {
         server.periods_charged = 0;
         server.next_charge_at = (server.billing_value > 0).then_some(ready_at);
         tx.update_servers(&[server.update()]).await?;
-        let settled = settle_servers(&mut tx, vec![server], now).await?;
+        let project_id = tx
+            .pools_by_id(&[server.pool_id], false)
+            .await?
+            .pop()
+            .and_then(|p| p.project_id);
+        // The new server's first period and every period due on its pools,
+        // in time order.
+        let due = tx
+            .due_servers_sharing(
+                &[server.pool_id],
+                &project_id.into_iter().collect::<Vec<_>>(),
+                now,
+            )
+            .await?;
+        let settled = settle_servers(&mut tx, due, now).await?;
         tx.commit().await?;
-        Ok(settled.stops.into_iter().next())
+        Ok(settled
+            .stops
+            .into_iter()
+            .find(|s| s.server_key == server_key))
     }
 
     /// Ends a server: stopped after running, or a failed or cancelled spawn
@@ -132,12 +149,27 @@ impl Ledger {
     }
 }
 
+/// Settles every period due by `now` on servers drawing on these pools, so
+/// that a change to the pools lands after them, in time order.
+pub(super) async fn settle_due_for(
+    tx: &mut Tx,
+    pool_ids: &[i64],
+    project_ids: &[i64],
+    now: Millis,
+) -> Result<()> {
+    let due = tx.due_servers_sharing(pool_ids, project_ids, now).await?;
+    settle_servers(tx, due, now).await?;
+    Ok(())
+}
+
 /// Loads and locks the pools of `servers`, settles their due periods with
 /// [`settle`], and writes the result.
-async fn settle_servers(tx: &mut Tx, servers: Vec<ServerRow>, now: Millis) -> Result<Settled> {
+async fn settle_servers(tx: &mut Tx, mut servers: Vec<ServerRow>, now: Millis) -> Result<Settled> {
     if servers.is_empty() {
         return Ok(Settled::default());
     }
+    // Periods starting at the same moment are charged in server id order.
+    servers.sort_by_key(|s| s.id);
     let user_ids: Vec<i64> = servers
         .iter()
         .map(|s| s.pool_id)

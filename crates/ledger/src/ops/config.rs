@@ -11,6 +11,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::billing::settle_due_for;
 use super::{Ledger, accrue_into, apply_settings};
 use crate::error::{LedgerError, Result};
 use crate::limits::{OPTIONS_BYTES_MAX, POOLS_PER_USER_MAX};
@@ -136,6 +137,9 @@ impl Ledger {
         };
         let mut tx = self.db.begin_write().await?;
         let mut journal = Vec::new();
+        if let Some(found) = tx.project(&cfg.name, false).await? {
+            settle_due_for(&mut tx, &[], &[found.id], now).await?;
+        }
         let row = match tx.project(&cfg.name, true).await? {
             None => {
                 let state = PoolState::opened(cfg.cap, cfg.grant_value, cfg.grant_interval);
@@ -221,6 +225,14 @@ impl Ledger {
                 ),
             });
         }
+        let peek = tx.user_pools(user, false).await?;
+        let pool_ids: Vec<i64> = peek.iter().map(|p| p.id).collect();
+        let projects: Vec<i64> = peek
+            .iter()
+            .filter_map(|p| p.project_id)
+            .chain(project_ids.iter().flatten().copied())
+            .collect();
+        settle_due_for(&mut tx, &pool_ids, &projects, now).await?;
         let existing = tx.user_pools(user, true).await?;
         let mut journal = Vec::new();
         let mut updates = Vec::new();

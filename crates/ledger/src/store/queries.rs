@@ -204,8 +204,8 @@ impl Tx {
             Tx::Postgres(t) => {
                 let sql = format!(
                     "INSERT INTO {table} ({list}) SELECT {list} FROM \
-                     jsonb_to_recordset($1::jsonb) WITH ORDINALITY AS x({pg_types}, ord) \
-                     ORDER BY ord"
+                     ROWS FROM (jsonb_to_recordset($1::jsonb) AS ({pg_types})) \
+                     WITH ORDINALITY AS x({list}, ord) ORDER BY ord"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(json)
@@ -246,6 +246,55 @@ impl Tx {
             sqlx::query_as::<_, ServerRow>(sqlx::AssertSqlSafe(sql))
                 .bind(now).bind(limit).fetch_all(c).await?
         }))
+    }
+
+    /// Running servers with a period due at `now` that draw on any of these
+    /// user pools or projects: what must be settled before one of those
+    /// pools changes, so that every pool's history stays in time order.
+    pub(crate) async fn due_servers_sharing(
+        &mut self,
+        pool_ids: &[i64],
+        project_ids: &[i64],
+        now: i64,
+    ) -> Result<Vec<ServerRow>> {
+        if pool_ids.is_empty() && project_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let columns = SERVER_COLUMNS
+            .split(", ")
+            .map(|c| format!("s.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(match self {
+            Tx::Sqlite(t) => {
+                let sql = format!(
+                    "SELECT {columns} FROM servers s JOIN pools p ON p.id = s.pool_id \
+                     WHERE s.state = 'running' AND s.next_charge_at <= $1 \
+                     AND (s.pool_id IN (SELECT value FROM json_each($2)) \
+                     OR p.project_id IN (SELECT value FROM json_each($3))) ORDER BY s.id"
+                );
+                sqlx::query_as::<_, ServerRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(now)
+                    .bind(ids_json(pool_ids))
+                    .bind(ids_json(project_ids))
+                    .fetch_all(&mut **t)
+                    .await?
+            }
+            Tx::Postgres(t) => {
+                let sql = format!(
+                    "SELECT {columns} FROM servers s JOIN pools p ON p.id = s.pool_id \
+                     WHERE s.state = 'running' AND s.next_charge_at <= $1 \
+                     AND (s.pool_id = ANY($2) OR p.project_id = ANY($3)) \
+                     ORDER BY s.id FOR UPDATE OF s"
+                );
+                sqlx::query_as::<_, ServerRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(now)
+                    .bind(pool_ids.to_vec())
+                    .bind(project_ids.to_vec())
+                    .fetch_all(&mut **t)
+                    .await?
+            }
+        })
     }
 
     /// Servers in one state.
