@@ -45,28 +45,54 @@ async fn refusal_names_required_balance_cap_project_and_next_grant(h: Harness) {
 
 async fn pending_spawns_count_against_what_there_is(h: Harness) {
     h.user("ada", 50, 0, 600, None).await;
-    assert!(matches!(h.admit("ada", "a", "k1", 20, 60).await, Admission::Admitted { .. }));
-    assert!(matches!(h.admit("ada", "b", "k2", 20, 60).await, Admission::Admitted { .. }));
+    assert!(matches!(
+        h.admit("ada", "a", "k1", 20, 60).await,
+        Admission::Admitted { .. }
+    ));
+    assert!(matches!(
+        h.admit("ada", "b", "k2", 20, 60).await,
+        Admission::Admitted { .. }
+    ));
     let r = refused(h.admit("ada", "c", "k3", 20, 60).await);
     assert_eq!(r.promised, 40);
-    assert!(r.message.contains("of which 40 are promised to servers still starting"), "{}", r.message);
+    assert!(
+        r.message
+            .contains("of which 40 are promised to servers still starting"),
+        "{}",
+        r.message
+    );
     // A free spawn is always admitted.
-    assert!(matches!(h.admit("ada", "d", "k4", 0, 60).await, Admission::Admitted { .. }));
+    assert!(matches!(
+        h.admit("ada", "d", "k4", 0, 60).await,
+        Admission::Admitted { .. }
+    ));
 }
 
 async fn failed_spawn_releases_its_promise(h: Harness) {
     h.user("ada", 30, 0, 600, None).await;
-    assert!(matches!(h.admit("ada", "a", "k1", 20, 60).await, Admission::Admitted { .. }));
+    assert!(matches!(
+        h.admit("ada", "a", "k1", 20, 60).await,
+        Admission::Admitted { .. }
+    ));
     refused(h.admit("ada", "b", "k2", 20, 60).await);
     assert!(h.ledger.mark_stopped("k1").await.unwrap());
-    assert!(matches!(h.admit("ada", "b", "k3", 20, 60).await, Admission::Admitted { .. }));
+    assert!(matches!(
+        h.admit("ada", "b", "k3", 20, 60).await,
+        Admission::Admitted { .. }
+    ));
     assert_eq!(h.balance("ada").await, 30, "a failed spawn costs nothing");
 }
 
 async fn same_key_gets_the_same_answer(h: Harness) {
     h.user("ada", 30, 0, 600, None).await;
-    assert!(matches!(h.admit("ada", "a", "k1", 20, 60).await, Admission::Admitted { .. }));
-    assert!(matches!(h.admit("ada", "a", "k1", 20, 60).await, Admission::Admitted { .. }));
+    assert!(matches!(
+        h.admit("ada", "a", "k1", 20, 60).await,
+        Admission::Admitted { .. }
+    ));
+    assert!(matches!(
+        h.admit("ada", "a", "k1", 20, 60).await,
+        Admission::Admitted { .. }
+    ));
     let err = h
         .ledger
         .admit(&credit_ledger::SpawnRequest {
@@ -92,7 +118,11 @@ async fn restart_of_a_server_is_a_new_one(h: Harness) {
     assert_eq!(view.servers.len(), 1);
     assert_eq!(view.servers[0].key, "k2");
     h.advance(60);
-    assert_eq!(h.ledger.bill().await.unwrap().periods_charged, 1, "only the new one is billed");
+    assert_eq!(
+        h.ledger.bill().await.unwrap().periods_charged,
+        1,
+        "only the new one is billed"
+    );
 }
 
 async fn per_system_pools_follow_rule_nine(h: Harness) {
@@ -124,26 +154,44 @@ async fn per_system_pools_follow_rule_nine(h: Harness) {
     assert!(r.pool.is_none(), "\"2\" is a string, not the number 2");
     assert_eq!(
         admit("b", json!({"system": ["booster"], "gpus": [2]})).await,
-        Admission::Admitted { pool: "booster".into() }
+        Admission::Admitted {
+            pool: "booster".into()
+        }
     );
     assert_eq!(
         admit("c", json!({"system": "jsc-cloud"})).await,
-        Admission::Admitted { pool: "cloud".into() }
+        Admission::Admitted {
+            pool: "cloud".into()
+        }
     );
     let r = refused(admit("d", json!({"system": "laptop"})).await);
-    assert!(r.message.starts_with("None of your credit pools (\"booster\", \"cloud\") allows these options"), "{}", r.message);
+    assert!(
+        r.message
+            .starts_with("None of your credit pools (\"booster\", \"cloud\") allows these options"),
+        "{}",
+        r.message
+    );
     assert!(r.pool.is_none());
     // A catch-all pool takes what no pattern matches.
     let mut with_default = pools.to_vec();
     with_default.push(PoolConfig::single(20, 1, 600, None));
     h.ledger.upsert_user("ada", &with_default).await.unwrap();
-    assert_eq!(admit("e", json!({"system": "laptop"})).await, Admission::Admitted { pool: "default".into() });
+    assert_eq!(
+        admit("e", json!({"system": "laptop"})).await,
+        Admission::Admitted {
+            pool: "default".into()
+        }
+    );
     // The project of the booster pool paid for "b"; the user paid for "c".
     h.ledger.mark_ready("b", h.now()).await.unwrap();
     h.ledger.mark_ready("c", h.now()).await.unwrap();
     assert_eq!(h.project_balance("gpu-lab").await, 990);
     let view = h.ledger.user_view("ada").await.unwrap();
-    let balances: Vec<_> = view.pools.iter().map(|p| (p.name.as_str(), p.balance)).collect();
+    let balances: Vec<_> = view
+        .pools
+        .iter()
+        .map(|p| (p.name.as_str(), p.balance))
+        .collect();
     assert_eq!(balances, [("booster", 50), ("cloud", 90), ("default", 20)]);
     h.assert_audit_clean().await;
 }
@@ -160,13 +208,34 @@ async fn bad_requests_change_nothing(h: Harness) {
         promise_secs: 60,
     };
     let cases = [
-        credit_ledger::SpawnRequest { billing_value: -1, ..base.clone() },
-        credit_ledger::SpawnRequest { billing_value: i64::MAX, ..base.clone() },
-        credit_ledger::SpawnRequest { billing_interval: 0, ..base.clone() },
-        credit_ledger::SpawnRequest { billing_interval: i64::MIN, ..base.clone() },
-        credit_ledger::SpawnRequest { server_key: "".into(), ..base.clone() },
-        credit_ledger::SpawnRequest { user: "a\u{0}b".into(), ..base.clone() },
-        credit_ledger::SpawnRequest { promise_secs: -5, ..base.clone() },
+        credit_ledger::SpawnRequest {
+            billing_value: -1,
+            ..base.clone()
+        },
+        credit_ledger::SpawnRequest {
+            billing_value: i64::MAX,
+            ..base.clone()
+        },
+        credit_ledger::SpawnRequest {
+            billing_interval: 0,
+            ..base.clone()
+        },
+        credit_ledger::SpawnRequest {
+            billing_interval: i64::MIN,
+            ..base.clone()
+        },
+        credit_ledger::SpawnRequest {
+            server_key: "".into(),
+            ..base.clone()
+        },
+        credit_ledger::SpawnRequest {
+            user: "a\u{0}b".into(),
+            ..base.clone()
+        },
+        credit_ledger::SpawnRequest {
+            promise_secs: -5,
+            ..base.clone()
+        },
     ];
     for req in cases {
         let err = h.ledger.admit(&req).await.unwrap_err();
@@ -174,7 +243,10 @@ async fn bad_requests_change_nothing(h: Harness) {
     }
     let err = h
         .ledger
-        .admit(&credit_ledger::SpawnRequest { user: "nobody".into(), ..base.clone() })
+        .admit(&credit_ledger::SpawnRequest {
+            user: "nobody".into(),
+            ..base.clone()
+        })
         .await
         .unwrap_err();
     assert!(matches!(err, LedgerError::UnknownUser(_)), "{err}");

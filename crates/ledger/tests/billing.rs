@@ -42,7 +42,10 @@ async fn each_period_is_charged_once_at_its_start(h: Harness) {
     assert_eq!((report.periods_charged, report.credits_charged), (1, 10));
     assert_eq!(h.balance("ada").await, 80);
     let journal = h.ledger.user_journal("ada", None, 100).await.unwrap();
-    let charges: Vec<_> = journal.iter().filter(|e| e.kind == EntryKind::Charge).collect();
+    let charges: Vec<_> = journal
+        .iter()
+        .filter(|e| e.kind == EntryKind::Charge)
+        .collect();
     assert_eq!(charges.len(), 2);
     assert_eq!(charges[0].period, Some(1));
     assert_eq!(charges[0].delta, -10);
@@ -66,11 +69,17 @@ async fn project_pays_first_then_user(h: Harness) {
         .await
         .unwrap();
     h.start("ada", "", "k1", 20, 60).await;
-    assert_eq!((h.project_balance("lab").await, h.balance("ada").await), (5, 100));
+    assert_eq!(
+        (h.project_balance("lab").await, h.balance("ada").await),
+        (5, 100)
+    );
     h.advance(60);
     h.ledger.bill().await.unwrap();
     // 5 from the project, 15 from the user.
-    assert_eq!((h.project_balance("lab").await, h.balance("ada").await), (0, 85));
+    assert_eq!(
+        (h.project_balance("lab").await, h.balance("ada").await),
+        (0, 85)
+    );
     let project_journal = h.ledger.project_journal("lab", None, 10).await.unwrap();
     assert_eq!(project_journal[0].delta, -5);
     assert_eq!(project_journal[0].user.as_deref(), Some("ada"));
@@ -85,19 +94,30 @@ async fn server_that_cannot_pay_is_stopped_and_period_unpaid(h: Harness) {
     assert_eq!(report.periods_charged, 0);
     assert_eq!(report.new_stops.len(), 1);
     let stop = &report.new_stops[0];
-    assert_eq!((stop.user.as_str(), stop.server_name.as_str()), ("ada", "gpu"));
+    assert_eq!(
+        (stop.user.as_str(), stop.server_name.as_str()),
+        ("ada", "gpu")
+    );
     assert!(
-        stop.reason.starts_with("Your server \"gpu\" was stopped at ")
+        stop.reason
+            .starts_with("Your server \"gpu\" was stopped at ")
             && stop.reason.contains("needs 20 credits every 60 seconds")
             && stop.reason.contains("you have 10 of 30 credits")
             && stop.reason.contains("More credits arrive at "),
         "{}",
         stop.reason
     );
-    assert_eq!(h.balance("ada").await, 10, "the unpaid period takes nothing");
+    assert_eq!(
+        h.balance("ada").await,
+        10,
+        "the unpaid period takes nothing"
+    );
     let view = h.ledger.user_view("ada").await.unwrap();
     assert_eq!(view.servers[0].state, ServerState::Stopping);
-    assert_eq!(view.servers[0].stop_reason.as_deref(), Some(stop.reason.as_str()));
+    assert_eq!(
+        view.servers[0].stop_reason.as_deref(),
+        Some(stop.reason.as_str())
+    );
     // Never billed again, even much later.
     h.advance(7200);
     assert_eq!(h.ledger.bill().await.unwrap().periods_charged, 0);
@@ -112,13 +132,20 @@ async fn stop_is_repeated_until_confirmed(h: Harness) {
     h.advance(60);
     let again = h.ledger.bill().await.unwrap();
     assert!(again.new_stops.is_empty());
-    assert_eq!(again.pending_stops.len(), 1, "the hub has not confirmed yet");
+    assert_eq!(
+        again.pending_stops.len(),
+        1,
+        "the hub has not confirmed yet"
+    );
     assert!(h.ledger.mark_stopped("k1").await.unwrap());
     assert!(h.ledger.bill().await.unwrap().pending_stops.is_empty());
     let view = h.ledger.user_view("ada").await.unwrap();
     assert!(view.servers.is_empty());
     assert_eq!(view.recent_stops.len(), 1, "the user still sees why");
-    assert!(!h.ledger.mark_stopped("k1").await.unwrap(), "a second stop is a no-op");
+    assert!(
+        !h.ledger.mark_stopped("k1").await.unwrap(),
+        "a second stop is a no-op"
+    );
 }
 
 async fn grants_refill_lazily_up_to_cap(h: Harness) {
@@ -134,7 +161,10 @@ async fn grants_refill_lazily_up_to_cap(h: Harness) {
     assert_eq!(h.balance("ada").await, 60);
     h.advance(3600);
     assert_eq!(h.balance("ada").await, 100, "capped");
-    assert_eq!(h.ledger.user_view("ada").await.unwrap().pools[0].next_grant_at, None);
+    assert_eq!(
+        h.ledger.user_view("ada").await.unwrap().pools[0].next_grant_at,
+        None
+    );
     // Nothing was written for the grants: views compute them.
     let journal = h.ledger.user_journal("ada", None, 100).await.unwrap();
     assert!(journal.iter().all(|e| e.kind != EntryKind::Grant));
@@ -168,10 +198,21 @@ async fn missed_periods_after_downtime_are_charged_in_order(h: Harness) {
         t
     };
     assert_eq!(times, sorted, "journal is in time order");
-    assert_eq!(h.ledger.server("k1").await.unwrap().unwrap().periods_charged, 9);
+    assert_eq!(
+        h.ledger
+            .server("k1")
+            .await
+            .unwrap()
+            .unwrap()
+            .periods_charged,
+        9
+    );
     // The grant at the unpaid period's start is the last entry; grants went
     // on after the stop, up to the cap.
-    assert_eq!((journal[0].kind, journal[0].balance_after), (EntryKind::Grant, 10));
+    assert_eq!(
+        (journal[0].kind, journal[0].balance_after),
+        (EntryKind::Grant, 10)
+    );
     assert_eq!(h.balance("ada").await, 100);
     h.assert_audit_clean().await;
 }
@@ -182,7 +223,10 @@ async fn free_servers_are_never_charged(h: Harness) {
     h.advance(86_400);
     let report = h.ledger.bill().await.unwrap();
     assert_eq!((report.periods_charged, report.new_stops.len()), (0, 0));
-    assert_eq!(h.ledger.user_view("ada").await.unwrap().servers[0].next_charge_at, None);
+    assert_eq!(
+        h.ledger.user_view("ada").await.unwrap().servers[0].next_charge_at,
+        None
+    );
 }
 
 async fn stopped_servers_are_not_charged(h: Harness) {
@@ -211,11 +255,20 @@ async fn ready_twice_and_bill_twice_charge_once(h: Harness) {
 
 async fn promise_expires_when_server_never_gets_ready(h: Harness) {
     h.user("ada", 30, 0, 600, None).await;
-    assert!(matches!(h.admit("ada", "a", "k1", 20, 60).await, credit_ledger::Admission::Admitted { .. }));
-    assert!(matches!(h.admit("ada", "b", "k2", 20, 60).await, credit_ledger::Admission::Refused(_)));
+    assert!(matches!(
+        h.admit("ada", "a", "k1", 20, 60).await,
+        credit_ledger::Admission::Admitted { .. }
+    ));
+    assert!(matches!(
+        h.admit("ada", "b", "k2", 20, 60).await,
+        credit_ledger::Admission::Refused(_)
+    ));
     h.advance(601);
     assert_eq!(h.ledger.bill().await.unwrap().promises_expired, 1);
-    assert!(matches!(h.admit("ada", "b", "k3", 20, 60).await, credit_ledger::Admission::Admitted { .. }));
+    assert!(matches!(
+        h.admit("ada", "b", "k3", 20, 60).await,
+        credit_ledger::Admission::Admitted { .. }
+    ));
     // A late ready of the expired spawn is still billed (it really runs).
     h.ledger.mark_ready("k1", h.now()).await.unwrap();
     assert_eq!(h.balance("ada").await, 10);

@@ -10,7 +10,11 @@ use crate::harness::{Db, Harness};
 async fn replicas(h: &Harness, n: usize) -> Vec<Ledger> {
     let mut out = Vec::new();
     for _ in 0..n {
-        out.push(Ledger::open(&h.url, Arc::new(h.clock.clone())).await.unwrap());
+        out.push(
+            Ledger::open(&h.url, Arc::new(h.clock.clone()))
+                .await
+                .unwrap(),
+        );
     }
     out
 }
@@ -40,7 +44,10 @@ async fn concurrent_spawns_never_promise_more_than_there_is(db: Db) {
         let ledger = replicas[i % replicas.len()].clone();
         let user = if i % 2 == 0 { "ada" } else { "bob" };
         tasks.push(tokio::spawn(async move {
-            ledger.admit(&request(user, format!("s{i}"), 10)).await.unwrap()
+            ledger
+                .admit(&request(user, format!("s{i}"), 10))
+                .await
+                .unwrap()
         }));
     }
     let mut admitted = 0;
@@ -50,8 +57,14 @@ async fn concurrent_spawns_never_promise_more_than_there_is(db: Db) {
         }
     }
     // Conservative promises: any admitted set must be payable in full.
-    assert!(admitted <= 10, "{admitted} spawns promised 10 credits each out of 100");
-    assert!(admitted >= 7, "only {admitted} admitted: promises are too conservative");
+    assert!(
+        admitted <= 10,
+        "{admitted} spawns promised 10 credits each out of 100"
+    );
+    assert!(
+        admitted >= 7,
+        "only {admitted} admitted: promises are too conservative"
+    );
     let live = h.ledger.live_servers().await.unwrap();
     assert_eq!(live.len(), admitted);
     // All of them can really be paid when they get ready.
@@ -77,7 +90,11 @@ async fn replicas_billing_together_keep_every_invariant(db: Db) {
             for i in 0..25 {
                 let user = format!("u{}", (i + r) % 4);
                 let key = format!("r{r}-{i}");
-                if let Admission::Admitted { .. } = ledger.admit(&request(&user, key.clone(), 15)).await.unwrap() {
+                if let Admission::Admitted { .. } = ledger
+                    .admit(&request(&user, key.clone(), 15))
+                    .await
+                    .unwrap()
+                {
                     ledger.mark_ready(&key, ledger.now()).await.unwrap();
                 }
                 ledger.bill().await.unwrap();
@@ -106,18 +123,27 @@ async fn replicas_billing_together_keep_every_invariant(db: Db) {
     for account in ["u0", "u1", "u2", "u3"] {
         for e in h.ledger.user_journal(account, None, 1000).await.unwrap() {
             if let (Some(server), Some(period)) = (&e.server, e.period) {
-                assert!(seen.insert(("user", account.to_string(), server.clone(), period)), "charged twice: {e:?}");
+                assert!(
+                    seen.insert(("user", account.to_string(), server.clone(), period)),
+                    "charged twice: {e:?}"
+                );
                 charges += 1;
             }
         }
     }
     for e in h.ledger.project_journal("lab", None, 1000).await.unwrap() {
         if let (Some(user), Some(server), Some(period)) = (&e.user, &e.server, e.period) {
-            assert!(seen.insert(("project", user.clone(), server.clone(), period)), "charged twice: {e:?}");
+            assert!(
+                seen.insert(("project", user.clone(), server.clone(), period)),
+                "charged twice: {e:?}"
+            );
             charges += 1;
         }
     }
-    assert!(charges > 20, "the replicas did bill ({charges} charge entries)");
+    assert!(
+        charges > 20,
+        "the replicas did bill ({charges} charge entries)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

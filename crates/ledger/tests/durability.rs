@@ -8,7 +8,10 @@ use crate::harness::{Db, Harness};
 
 /// A scenario of spawns, charges, grants and stops over a few hours; the
 /// store is closed and reopened before step `reopen_before` (if any).
-async fn scenario(h: &mut Harness, reopen_before: Option<usize>) -> (Vec<UserView>, Vec<Vec<JournalEntry>>) {
+async fn scenario(
+    h: &mut Harness,
+    reopen_before: Option<usize>,
+) -> (Vec<UserView>, Vec<Vec<JournalEntry>>) {
     h.project("lab", 100, 10, 300).await;
     h.user("ada", 100, 10, 600, Some("lab")).await;
     h.user("bob", 50, 5, 600, None).await;
@@ -58,8 +61,14 @@ async fn reopen_anywhere_changes_nothing(db: Db) {
     assert!(journals[0].len() > 5, "the scenario does something");
     for reopen in 0..12 {
         let got = scenario(&mut Harness::new(db).await, Some(reopen)).await;
-        assert_eq!(got.0, views, "views differ after a reopen before step {reopen}");
-        assert_eq!(got.1, journals, "journals differ after a reopen before step {reopen}");
+        assert_eq!(
+            got.0, views,
+            "views differ after a reopen before step {reopen}"
+        );
+        assert_eq!(
+            got.1, journals,
+            "journals differ after a reopen before step {reopen}"
+        );
     }
 }
 
@@ -78,10 +87,10 @@ async fn reopen_anywhere_changes_nothing_postgres() {
 /// transaction is abandoned half-way; then lifts the fault.
 async fn set_fault(h: &Harness, on: bool) {
     let statements: &[&'static str] = match (h.ledger.backend(), on) {
-        (credit_ledger::Backend::Sqlite, true) => &[
-            "CREATE TRIGGER injected_fault BEFORE UPDATE ON servers \
-             BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
-        ],
+        (credit_ledger::Backend::Sqlite, true) => {
+            &["CREATE TRIGGER injected_fault BEFORE UPDATE ON servers \
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END"]
+        }
         (credit_ledger::Backend::Sqlite, false) => &["DROP TRIGGER injected_fault"],
         (credit_ledger::Backend::Postgres, true) => &[
             "CREATE FUNCTION injected_fault() RETURNS trigger AS $$ \
@@ -125,7 +134,11 @@ async fn abandoned_transaction_leaves_no_trace(db: Db) {
     set_fault(&faulty, true).await;
     let err = faulty.ledger.bill().await.unwrap_err();
     assert!(err.to_string().contains("injected fault"), "{err}");
-    assert_eq!(faulty.ledger.user_journal("ada", None, 1000).await.unwrap(), before, "nothing of it stayed");
+    assert_eq!(
+        faulty.ledger.user_journal("ada", None, 1000).await.unwrap(),
+        before,
+        "nothing of it stayed"
+    );
     faulty.assert_audit_clean().await;
     set_fault(&faulty, false).await;
     let got = faulty.ledger.bill().await.unwrap();
@@ -135,8 +148,18 @@ async fn abandoned_transaction_leaves_no_trace(db: Db) {
         clean.ledger.user_view("ada").await.unwrap()
     );
     assert_eq!(
-        faulty.ledger.user_journal("ada", None, 1000).await.unwrap().len(),
-        clean.ledger.user_journal("ada", None, 1000).await.unwrap().len()
+        faulty
+            .ledger
+            .user_journal("ada", None, 1000)
+            .await
+            .unwrap()
+            .len(),
+        clean
+            .ledger
+            .user_journal("ada", None, 1000)
+            .await
+            .unwrap()
+            .len()
     );
     faulty.assert_audit_clean().await;
 }

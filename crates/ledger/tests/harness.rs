@@ -69,7 +69,8 @@ impl Harness {
         let clock = ManualClock::new(START);
         let (url, guard) = match db {
             Db::Sqlite => {
-                let dir = std::env::temp_dir().join(format!("ledger-test-{}", uuid::Uuid::new_v4()));
+                let dir =
+                    std::env::temp_dir().join(format!("ledger-test-{}", uuid::Uuid::new_v4()));
                 std::fs::create_dir_all(&dir).unwrap();
                 let url = format!("sqlite://{}", dir.join("credits.db").display());
                 (url, Guard::Sqlite(dir))
@@ -85,9 +86,15 @@ impl Harness {
                     )
                 });
                 let sql = format!("CREATE DATABASE \"{name}\"");
-                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
                 let base = admin_url.rsplit_once('/').unwrap().0;
-                (format!("{base}/{name}"), Guard::Postgres { admin_url, name })
+                (
+                    format!("{base}/{name}"),
+                    Guard::Postgres { admin_url, name },
+                )
             }
         };
         let ledger = Ledger::open(&url, Arc::new(clock.clone())).await.unwrap();
@@ -114,7 +121,9 @@ impl Harness {
     /// restarted service would.
     pub async fn reopen(&mut self) {
         self.ledger.close().await;
-        self.ledger = Ledger::open(&self.url, Arc::new(self.clock.clone())).await.unwrap();
+        self.ledger = Ledger::open(&self.url, Arc::new(self.clock.clone()))
+            .await
+            .unwrap();
     }
 
     pub async fn project(&self, name: &str, cap: i64, grant_value: i64, grant_interval: i64) {
@@ -130,18 +139,38 @@ impl Harness {
     }
 
     /// A user with the spec's single pool.
-    pub async fn user(&self, name: &str, cap: i64, grant_value: i64, grant_interval: i64, project: Option<&str>) {
+    pub async fn user(
+        &self,
+        name: &str,
+        cap: i64,
+        grant_value: i64,
+        grant_interval: i64,
+        project: Option<&str>,
+    ) {
         self.ledger
             .upsert_user(
                 name,
-                &[PoolConfig::single(cap, grant_value, grant_interval, project.map(String::from))],
+                &[PoolConfig::single(
+                    cap,
+                    grant_value,
+                    grant_interval,
+                    project.map(String::from),
+                )],
             )
             .await
             .unwrap();
     }
 
-    pub async fn admit(&self, user: &str, server: &str, key: &str, value: i64, interval: i64) -> Admission {
-        self.admit_with(user, server, key, value, interval, serde_json::json!({})).await
+    pub async fn admit(
+        &self,
+        user: &str,
+        server: &str,
+        key: &str,
+        value: i64,
+        interval: i64,
+    ) -> Admission {
+        self.admit_with(user, server, key, value, interval, serde_json::json!({}))
+            .await
     }
 
     pub async fn admit_with(

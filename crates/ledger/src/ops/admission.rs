@@ -84,8 +84,22 @@ impl Ledger {
             })));
         };
 
-        let projects: Vec<i64> = chosen.project_id.into_iter().collect();
-        settle_due_for(&mut tx, &[chosen.id], &projects, now).await?;
+        // Settle what is due on this pool and on the pools of the start this
+        // one replaces (it ends below), so nothing owed is skipped.
+        let replaced = tx.live_servers_named(&req.user, &req.server_name).await?;
+        let mut pool_ids: Vec<i64> = replaced.iter().map(|s| s.pool_id).collect();
+        pool_ids.push(chosen.id);
+        pool_ids.sort_unstable();
+        pool_ids.dedup();
+        let mut projects: Vec<i64> = tx
+            .pools_by_id(&pool_ids, false)
+            .await?
+            .iter()
+            .filter_map(|p| p.project_id)
+            .collect();
+        projects.sort_unstable();
+        projects.dedup();
+        settle_due_for(&mut tx, &pool_ids, &projects, now).await?;
         // Lock project, then user pool (the order every writer uses), and
         // read both again under the lock.
         let project = match chosen.project_id {
@@ -103,7 +117,9 @@ impl Ledger {
             ));
         }
         let view = pool_view(&pool, project.as_ref(), now);
-        let promised = tx.promised(pool.id, pool.project_id, now).await?;
+        let promised = tx
+            .promised(pool.id, pool.project_id, now, (&req.user, &req.server_name))
+            .await?;
         let means = Means {
             user_balance: view.balance,
             project_balance: view.project.as_ref().map(|p| p.balance),

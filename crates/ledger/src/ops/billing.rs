@@ -47,6 +47,17 @@ impl Ledger {
         if server.state != state::PENDING && server.state != state::RELEASED {
             return Ok(None);
         }
+        // A late ready of a start that a newer start of the same server
+        // replaced: the newer one is the server that runs.
+        if server.state == state::RELEASED
+            && tx
+                .live_servers_named(&server.user_name, &server.server_name)
+                .await?
+                .iter()
+                .any(|s| s.server_key != server.server_key)
+        {
+            return Ok(None);
+        }
         let ready_at = ready_at.clamp(server.admitted_at.min(now), now);
         server.state = state::RUNNING.into();
         server.ready_at = Some(ready_at);
@@ -76,8 +87,9 @@ impl Ledger {
             .find(|s| s.server_key == server_key))
     }
 
-    /// Ends a server: stopped after running, or a failed or cancelled spawn
-    /// whose promise is released. Unknown or already ended servers are left
+    /// Ends a server: stopped after running (its periods that started by now
+    /// are charged first), or a failed or cancelled spawn whose promise is
+    /// released. Unknown or already ended servers are left
     /// alone (the hub may report a stop twice).
     pub async fn mark_stopped(&self, server_key: &str) -> Result<bool> {
         self.retry(|| self.mark_stopped_once(server_key)).await
@@ -89,6 +101,27 @@ impl Ledger {
         let Some(mut server) = tx.server_by_key(server_key, true).await? else {
             return Ok(false);
         };
+        if server.state == state::RUNNING {
+            // Periods that started while it ran are owed (rule 3): settle
+            // them before it ends, or a stop between two billing rounds
+            // would make them free.
+            let project_id = tx
+                .pools_by_id(&[server.pool_id], false)
+                .await?
+                .pop()
+                .and_then(|p| p.project_id);
+            settle_due_for(
+                &mut tx,
+                &[server.pool_id],
+                &project_id.into_iter().collect::<Vec<_>>(),
+                now,
+            )
+            .await?;
+            server = tx
+                .server_by_key(server_key, true)
+                .await?
+                .ok_or_else(|| LedgerError::Busy("the server was removed meanwhile".into()))?;
+        }
         server.state = match server.state.as_str() {
             state::PENDING => state::RELEASED.into(),
             state::RUNNING | state::STOPPING => state::STOPPED.into(),

@@ -415,19 +415,44 @@ impl Tx {
         }))
     }
 
+    /// Live records (pending, running, stopping) of one of a user's servers.
+    pub(crate) async fn live_servers_named(
+        &mut self,
+        user: &str,
+        server_name: &str,
+    ) -> Result<Vec<ServerRow>> {
+        let sql = format!(
+            "SELECT {SERVER_COLUMNS} FROM servers WHERE user_name = $1 AND server_name = $2 \
+             AND state IN ('pending', 'running', 'stopping') ORDER BY id"
+        );
+        Ok(on_tx!(self, c => {
+            sqlx::query_as::<_, ServerRow>(sqlx::AssertSqlSafe(sql))
+                .bind(user).bind(server_name).fetch_all(c).await?
+        }))
+    }
+
     /// Credits promised to live pending spawns that draw on this user pool
-    /// or this project.
+    /// or this project, except a pending start of the server being replaced
+    /// (`replaced`: user and server name), which admission is about to end. A spawn draws on its pool's project as it is now,
+    /// not as it was at admission: a pool moved to another project takes its
+    /// promises along (rule 6).
     pub(crate) async fn promised(
         &mut self,
         pool_id: i64,
         project_id: Option<i64>,
         now: i64,
+        replaced: (&str, &str),
     ) -> Result<i64> {
-        const SQL: &str = "SELECT CAST(COALESCE(SUM(billing_value), 0) AS BIGINT) FROM servers \
-             WHERE state = 'pending' AND promise_expires_at > $3 \
-             AND (pool_id = $1 OR project_id = $2)";
+        const SQL: &str = "SELECT CAST(COALESCE(SUM(s.billing_value), 0) AS BIGINT) \
+             FROM servers s JOIN pools p ON p.id = s.pool_id \
+             WHERE s.state = 'pending' AND s.promise_expires_at > $3 \
+             AND (s.pool_id = $1 OR p.project_id = $2) \
+             AND NOT (s.user_name = $4 AND s.server_name = $5)";
+        let (user, server_name) = replaced;
         Ok(on_tx!(self, c => {
-            sqlx::query_scalar::<_, i64>(SQL).bind(pool_id).bind(project_id).bind(now).fetch_one(c).await?
+            sqlx::query_scalar::<_, i64>(SQL)
+                .bind(pool_id).bind(project_id).bind(now).bind(user).bind(server_name)
+                .fetch_one(c).await?
         }))
     }
 

@@ -88,6 +88,11 @@ pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
 
 /// Checks `token` with the hub (or the cache).
 pub async fn identify(state: &AppState, token: &str) -> Result<Option<Identity>, ApiError> {
+    // Hub tokens are printable ASCII; anything else can't even be sent to
+    // the hub in a header, and is no hub's token.
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(None);
+    }
     if let Some(known) = state.tokens.get(token) {
         return Ok(known);
     }

@@ -113,6 +113,12 @@ pub fn patch(body: &[u8], allow_project: bool) -> ApiResult<Patch> {
                 })
             }
             "reason" => match value {
+                // PostgreSQL can't store a NUL; SQLite would cut the text at it.
+                Value::String(s) if s.contains('\0') => {
+                    return Err(ApiError::BadRequest(
+                        "reason must not contain NUL characters".into(),
+                    ));
+                }
                 Value::String(s) if s.len() <= TEXT_BYTES_MAX => patch.reason = Some(s.clone()),
                 Value::String(s) => {
                     return Err(ApiError::BadRequest(format!(
@@ -168,6 +174,12 @@ impl Query {
                 return Err(ApiError::BadRequest(format!(
                     "unknown query parameter {key:?}; allowed: {}",
                     allowed.join(", ")
+                )));
+            }
+            // No name holds them, and PostgreSQL can't even compare a NUL.
+            if value.chars().any(char::is_control) {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter {key:?} contains control characters"
                 )));
             }
             if map.insert(key.to_string(), value.to_string()).is_some() {
