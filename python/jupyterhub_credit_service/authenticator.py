@@ -59,6 +59,23 @@ def _check_int_or_callable(name: str, value, minimum: int):
         raise TraitError(str(e)) from None
 
 
+def _sse_reader(on_event):
+    """A streaming callback that calls `on_event(data)` for each Server-Sent Event."""
+    buffer = bytearray()
+
+    def on_chunk(chunk: bytes):
+        buffer.extend(chunk)
+        while b"\n\n" in buffer:
+            index = buffer.index(b"\n\n")
+            block = bytes(buffer[:index]).decode("utf-8", "replace")
+            del buffer[: index + 2]
+            lines = [line[5:].lstrip() for line in block.splitlines() if line.startswith("data:")]
+            if lines:
+                on_event("\n".join(lines))
+
+    return on_chunk
+
+
 class CreditsAuthenticator(Authenticator):
     """Mix into your authenticator to give users credits.
 
@@ -252,7 +269,10 @@ class CreditsAuthenticator(Authenticator):
     ).tag(config=True)
 
     credits_service_port = Integer(
-        help="Port of the managed credit service on 127.0.0.1. Default: 10101, or JUPYTERHUB_CREDITS_SERVICE_PORT.",
+        help=(
+            "Port of the managed credit service on 127.0.0.1. "
+            "Default: 10101, or JUPYTERHUB_CREDITS_SERVICE_PORT."
+        ),
     ).tag(config=True)
 
     @default("credits_service_port")
@@ -317,13 +337,20 @@ class CreditsAuthenticator(Authenticator):
 
     credits_service_command = List(
         Unicode(),
-        help="Command starting the managed credit service. Default: the jupyterhub-credit-service installed with this package.",
+        help=(
+            "Command starting the managed credit service. "
+            "Default: the jupyterhub-credit-service installed with this package."
+        ),
     ).tag(config=True)
 
     @default("credits_service_command")
     def _command_default(self):
         here = os.path.join(os.path.dirname(sys.executable), "jupyterhub-credit-service")
-        return [here if os.path.exists(here) else (shutil.which("jupyterhub-credit-service") or "jupyterhub-credit-service")]
+        return [
+            here
+            if os.path.exists(here)
+            else (shutil.which("jupyterhub-credit-service") or "jupyterhub-credit-service")
+        ]
 
     credits_service_environment = Dict(
         help="Extra environment for the managed credit service (e.g. CREDIT_SERVICE_LOG_LEVEL).",
@@ -411,7 +438,9 @@ class CreditsAuthenticator(Authenticator):
                         "credits_user_grant_value", await resolve(self.credits_user_grant_value, *args)
                     ),
                     "grant_interval": check_int(
-                        "credits_user_grant_interval", await resolve(self.credits_user_grant_interval, *args), 1
+                        "credits_user_grant_interval",
+                        await resolve(self.credits_user_grant_interval, *args),
+                        1,
                     ),
                     "project": None,
                     "user_options": None,
@@ -482,18 +511,7 @@ class CreditsAuthenticator(Authenticator):
             return
         url = self.credits_service_base_url.rstrip("/") + "/internal/v1/rounds"
         while True:
-            buffer = bytearray()
-
-            def on_chunk(chunk: bytes):
-                buffer.extend(chunk)
-                while b"\n\n" in buffer:
-                    index = buffer.index(b"\n\n")
-                    block = bytes(buffer[:index]).decode("utf-8", "replace")
-                    del buffer[: index + 2]
-                    data = "\n".join(line[5:].lstrip() for line in block.splitlines() if line.startswith("data:"))
-                    if data:
-                        self._credits_start(self._credits_run_post_hook(data))
-
+            on_chunk = _sse_reader(lambda data: self._credits_start(self._credits_run_post_hook(data)))
             request = HTTPRequest(
                 url,
                 headers={"X-Credits-Plugin-Secret": self.credits_plugin_secret},

@@ -46,7 +46,7 @@ class _Base(APIHandler):
             self.fail(400, f"the body is not valid JSON: {e}")
             return None
         if not isinstance(body, dict):
-            self.fail(400, "the body must be a JSON object such as {\"balance\": 10}")
+            self.fail(400, 'the body must be a JSON object such as {"balance": 10}')
             return None
         translated = {rename.get(k, k): v for k, v in body.items()}
         return json.dumps(translated).encode()

@@ -4,6 +4,7 @@ before it starts, and the notices of its start and stop."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from datetime import datetime, timezone
@@ -120,19 +121,23 @@ class CreditsSpawner(Spawner):
             )
         except CreditsConfigError as e:
             self.log.error("Credits configuration error for %s: %s", user.name, e)
-            raise CreditsException(f"The credits configuration is invalid ({e}). Please tell an administrator.")
+            raise CreditsException(
+                f"The credits configuration is invalid ({e}). Please tell an administrator."
+            ) from None
         except ServiceRejected as e:
-            raise CreditsException(f"Credits could not be checked: {e.message}")
+            raise CreditsException(f"Credits could not be checked: {e.message}") from None
         except ServiceUnavailable as e:
             if auth.credits_fail_open:
-                self.log.warning("Credit service unreachable, starting %s unbilled (credits_fail_open): %s", user.name, e)
+                self.log.warning(
+                    "Credit service unreachable, starting %s unbilled (credits_fail_open): %s", user.name, e
+                )
                 return
             self.log.error("Credit service unreachable, refusing spawn of %s: %s", user.name, e)
             raise CreditsException(
                 "Credits can't be checked right now (the credit service is unreachable), "
                 "so no server can start. Please try again in a minute.",
                 status_code=503,
-            )
+            ) from None
         if not decision.get("admitted"):
             raise CreditsException(decision.get("message") or "Not enough credits to start this server.")
         self._credits_key = key
@@ -147,7 +152,7 @@ class CreditsSpawner(Spawner):
             if self.ready:
                 now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
                 self.log.info("Credits: %s is ready, billing starts", self._log_name)
-                await self._credits_notice(lambda: auth.credits_client.ready(key, now))
+                await self._credits_notice(functools.partial(auth.credits_client.ready, key, now))
                 return
             if not self.pending and self.server is None:
                 break

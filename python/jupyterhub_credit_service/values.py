@@ -38,9 +38,7 @@ def check_int(name: str, value: Any, minimum: int = 0) -> int:
             f"{name}: {value!r} is not an integer (expected a whole number from {minimum} to {VALUE_MAX})"
         )
     if not minimum <= value <= VALUE_MAX:
-        raise CreditsConfigError(
-            f"{name}: {value!r} is out of range (expected {minimum} to {VALUE_MAX})"
-        )
+        raise CreditsConfigError(f"{name}: {value!r} is out of range (expected {minimum} to {VALUE_MAX})")
     return value
 
 
@@ -56,12 +54,12 @@ def check_name(name: str, value: Any) -> str:
 def check_pool(where: str, pool: Any) -> dict:
     """One pool of the list form of credits_user."""
     if not isinstance(pool, dict):
-        raise CreditsConfigError(f"{where}: {pool!r} is not a dict with name, cap, grant_value, grant_interval")
+        raise CreditsConfigError(
+            f"{where}: {pool!r} is not a dict with name, cap, grant_value, grant_interval"
+        )
     unknown = set(pool) - POOL_KEYS
     if unknown:
-        raise CreditsConfigError(
-            f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(POOL_KEYS)}"
-        )
+        raise CreditsConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(POOL_KEYS)}")
     out = {
         "name": check_name(f"{where}.name", pool.get("name", "default")),
         "cap": check_int(f"{where}.cap", pool.get("cap")),
@@ -109,7 +107,9 @@ def check_projects(name: str, value: Any) -> list[dict]:
             raise CreditsConfigError(f"{where}: {project!r} is not a dict")
         unknown = set(project) - PROJECT_KEYS
         if unknown:
-            raise CreditsConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(PROJECT_KEYS)}")
+            raise CreditsConfigError(
+                f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(PROJECT_KEYS)}"
+            )
         out.append(
             {
                 "name": check_name(f"{where}.name", project.get("name")),
