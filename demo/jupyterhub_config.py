@@ -22,6 +22,8 @@ def user_cap(username, user_groups=[], is_admin=False):
         return 1000
     elif username.startswith("poor"):
         return 15
+    elif username.startswith("broke"):
+        return 0
     return 100
 
 

@@ -115,7 +115,11 @@ def register(authenticator, app) -> None:
         # A Set in JupyterHub 5.x and 6.x; a List in older releases.
         scopes.add(access) if isinstance(scopes, set) else scopes.append(access)
     if TEMPLATES not in app.template_paths:
-        app.template_paths.append(TEMPLATES)
+        # Before JupyterHub's own templates (searched in order), after any of
+        # the operator's: their page.html, if any, stays theirs.
+        default = app._template_paths_default()[0]
+        paths = app.template_paths
+        paths.insert(paths.index(default) if default in paths else len(paths), TEMPLATES)
     app.template_vars.setdefault("credits_service_prefix", f"{app.base_url}services/{name}/")
     if not handlers_via_get_handlers(authenticator):
         app.extra_handlers.extend(compat_handlers())

@@ -73,6 +73,10 @@ class CreditsSpawner(Spawner):
 
     _credits_key = None
     _credits_cost = None
+    #: The key clear_state() dropped: LocalProcessSpawner.poll() clears the
+    #: state as soon as the process is gone, before the hub runs the
+    #: post-stop hook that tells the service the server stopped.
+    _credits_cleared_key = None
 
     # A mixin: the spawner it is mixed with starts, stops and polls. These
     # only pass through (JupyterHub requires every Spawner subclass to name them).
@@ -183,7 +187,8 @@ class CreditsSpawner(Spawner):
         try:
             await maybe_future(super().run_post_stop_hook())
         finally:
-            key, self._credits_key = self._credits_key, None
+            key = self._credits_key or self._credits_cleared_key
+            self._credits_key = self._credits_cleared_key = None
             auth = self._credits_authenticator
             if key and auth is not None:
                 await self._credits_notice(lambda: auth.credits_client.stopped(key))
@@ -211,6 +216,8 @@ class CreditsSpawner(Spawner):
 
     def clear_state(self):
         super().clear_state()
+        if self._credits_key:
+            self._credits_cleared_key = self._credits_key
         self._credits_key = None
 
 
