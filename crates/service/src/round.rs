@@ -92,7 +92,7 @@ pub async fn round(state: &AppState, last_listing: &mut Option<Instant>) {
         "stopped": report.new_stops.iter().map(|s| serde_json::json!({"user": s.user, "server": s.server_name, "reason": s.reason})).collect::<Vec<_>>(),
     });
     let _ = state.rounds.send(Arc::from(summary.to_string()));
-    tracing::debug!(
+    tracing::info!(
         seconds,
         periods = report.periods_charged,
         stops = report.new_stops.len(),
