@@ -260,18 +260,19 @@ impl Tx {
         if pool_ids.is_empty() && project_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let columns = SERVER_COLUMNS
-            .split(", ")
-            .map(|c| format!("s.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        // Two index-driven halves (the servers of these pools; the servers of
+        // the pools in these projects) instead of one OR across a join, which
+        // both databases answer with a scan of every server ever recorded.
         Ok(match self {
             Tx::Sqlite(t) => {
                 let sql = format!(
-                    "SELECT {columns} FROM servers s JOIN pools p ON p.id = s.pool_id \
-                     WHERE s.state = 'running' AND s.next_charge_at <= $1 \
-                     AND (s.pool_id IN (SELECT value FROM json_each($2)) \
-                     OR p.project_id IN (SELECT value FROM json_each($3))) ORDER BY s.id"
+                    "SELECT {SERVER_COLUMNS} FROM servers WHERE state = 'running' \
+                     AND next_charge_at <= $1 AND id IN ( \
+                     SELECT id FROM servers WHERE state = 'running' \
+                     AND pool_id IN (SELECT value FROM json_each($2)) \
+                     UNION SELECT id FROM servers WHERE state = 'running' AND pool_id IN \
+                     (SELECT id FROM pools WHERE project_id IN (SELECT value FROM json_each($3)))) \
+                     ORDER BY id"
                 );
                 sqlx::query_as::<_, ServerRow>(sqlx::AssertSqlSafe(sql))
                     .bind(now)
@@ -282,10 +283,12 @@ impl Tx {
             }
             Tx::Postgres(t) => {
                 let sql = format!(
-                    "SELECT {columns} FROM servers s JOIN pools p ON p.id = s.pool_id \
-                     WHERE s.state = 'running' AND s.next_charge_at <= $1 \
-                     AND (s.pool_id = ANY($2) OR p.project_id = ANY($3)) \
-                     ORDER BY s.id FOR UPDATE OF s"
+                    "SELECT {SERVER_COLUMNS} FROM servers WHERE state = 'running' \
+                     AND next_charge_at <= $1 AND id IN ( \
+                     SELECT id FROM servers WHERE state = 'running' AND pool_id = ANY($2) \
+                     UNION SELECT id FROM servers WHERE state = 'running' AND pool_id IN \
+                     (SELECT id FROM pools WHERE project_id = ANY($3))) \
+                     ORDER BY id FOR UPDATE"
                 );
                 sqlx::query_as::<_, ServerRow>(sqlx::AssertSqlSafe(sql))
                     .bind(now)
