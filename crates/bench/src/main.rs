@@ -109,6 +109,11 @@ struct Args {
     /// instead of removing them.
     #[arg(long)]
     keep: bool,
+    /// Run `VACUUM ANALYZE` on the PostgreSQL database after setup, as
+    /// autovacuum would on a server that has it on. Off by default: the
+    /// ledger itself never does.
+    #[arg(long)]
+    postgres_analyze: bool,
 }
 
 /// The shape of the ledger being measured.
@@ -285,6 +290,9 @@ struct BackendReport {
     mark_ready: Latency,
     /// Wall-clock time of everything on this database.
     total_secs: f64,
+    /// What the reader should know about the conditions (e.g. PostgreSQL's
+    /// autovacuum being off).
+    notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -447,7 +455,15 @@ async fn bench_sqlite(args: &Args, workload: Workload) -> Outcome {
     }
     let url = format!("sqlite://{}", dir.join("ledger.db").display());
     eprintln!("credit-bench: sqlite: {url}");
-    let outcome = guarded(run_backend("sqlite", url, workload, args.sqlite_tasks)).await;
+    let outcome = guarded(run_backend(
+        "sqlite",
+        url,
+        workload,
+        args.sqlite_tasks,
+        None,
+        Vec::new(),
+    ))
+    .await;
     if args.keep {
         eprintln!("credit-bench: sqlite: kept {}", dir.display());
     } else if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -469,7 +485,29 @@ async fn bench_postgres(args: &Args, workload: Workload) -> Outcome {
         ));
     }
     eprintln!("credit-bench: postgres: created database {name}");
-    let outcome = guarded(run_backend("postgres", url, workload, args.postgres_tasks)).await;
+    let mut notes = Vec::new();
+    match admin_query(&args.postgres_url, "SELECT current_setting('autovacuum')").await {
+        Ok(setting) if setting == "on" => {}
+        Ok(setting) => notes.push(format!(
+            "the server's autovacuum is {setting}: no VACUUM or ANALYZE runs unless --postgres-analyze{}",
+            if args.postgres_analyze {
+                " (given: once, after setup)"
+            } else {
+                " (not given)"
+            }
+        )),
+        Err(e) => notes.push(format!("cannot read the server's autovacuum setting: {e}")),
+    }
+    let analyze = args.postgres_analyze.then(|| url.clone());
+    let outcome = guarded(run_backend(
+        "postgres",
+        url,
+        workload,
+        args.postgres_tasks,
+        analyze,
+        notes,
+    ))
+    .await;
     if args.keep {
         eprintln!("credit-bench: postgres: kept database {name}");
     } else {
@@ -495,6 +533,14 @@ async fn admin_sql(admin_url: &str, sql: &str) -> Result<(), BoxError> {
         .await?;
     conn.close().await?;
     Ok(())
+}
+
+/// Reads one text value from the maintenance database.
+async fn admin_query(admin_url: &str, sql: &'static str) -> Result<String, BoxError> {
+    let mut conn = PgConnection::connect(admin_url).await?;
+    let value: String = sqlx::query_scalar(sql).fetch_one(&mut conn).await?;
+    conn.close().await?;
+    Ok(value)
 }
 
 /// `admin_url` with its database replaced by `database`.
@@ -582,11 +628,16 @@ fn check_round(backend: &str, what: &str, report: &BillingReport, expected: u64)
     }
 }
 
+/// Everything on one database: setup, the three kinds of round, admissions.
+/// `analyze_url`, when given, is the PostgreSQL database to `VACUUM ANALYZE`
+/// after setup.
 async fn run_backend(
     backend: &'static str,
     url: String,
     w: Workload,
     tasks: usize,
+    analyze_url: Option<String>,
+    mut notes: Vec<String>,
 ) -> Result<BackendReport, BoxError> {
     let started = Instant::now();
     let clock = ManualClock::new(START_MS);
@@ -647,6 +698,16 @@ async fn run_backend(
         .await?
     };
     let setup_servers = Setup::of(w.servers, tasks, elapsed, &samples);
+
+    if let Some(url) = analyze_url {
+        eprintln!("credit-bench: {backend}: VACUUM ANALYZE");
+        let t = Instant::now();
+        admin_sql(&url, "VACUUM ANALYZE").await?;
+        notes.push(format!(
+            "VACUUM ANALYZE after setup took {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
+    }
 
     // (a) Nothing due: rounds spread over the first period.
     eprintln!("credit-bench: {backend}: billing rounds");
@@ -729,6 +790,7 @@ async fn run_backend(
         admit: Latency::of(&admits),
         mark_ready: Latency::of(&readies),
         total_secs: started.elapsed().as_secs_f64(),
+        notes,
     })
 }
 
@@ -846,6 +908,11 @@ fn print_table(output: &Output) {
             ms(r.admit.p99_ms),
             verdict(r.admit.p99_ms < 5.0),
         );
+    }
+    for r in &output.results {
+        for note in &r.notes {
+            println!("note: {}: {note}", r.backend);
+        }
     }
     for error in &output.errors {
         println!("error: {error}");
