@@ -93,6 +93,28 @@ impl Settings {
     }
 }
 
+impl From<&PoolPatch> for Settings {
+    fn from(p: &PoolPatch) -> Self {
+        Self {
+            balance: p.balance,
+            cap: p.cap,
+            grant_value: p.grant_value,
+            grant_interval: p.grant_interval,
+        }
+    }
+}
+
+impl From<&ProjectPatch> for Settings {
+    fn from(p: &ProjectPatch) -> Self {
+        Self {
+            balance: p.balance,
+            cap: p.cap,
+            grant_value: p.grant_value,
+            grant_interval: p.grant_interval,
+        }
+    }
+}
+
 fn validate_actor(actor: &Actor) -> Result<()> {
     validate::name("actor", &actor.name, false)?;
     if let Some(reason) = &actor.reason {
@@ -111,12 +133,7 @@ impl Ledger {
         patch: &PoolPatch,
         actor: &Actor,
     ) -> Result<PoolView> {
-        let settings = Settings {
-            balance: patch.balance,
-            cap: patch.cap,
-            grant_value: patch.grant_value,
-            grant_interval: patch.grant_interval,
-        };
+        let settings = Settings::from(patch);
         settings.validate()?;
         validate_actor(actor)?;
         if let Some(Some(project)) = &patch.project {
@@ -191,12 +208,7 @@ impl Ledger {
         patch: &ProjectPatch,
         actor: &Actor,
     ) -> Result<ProjectView> {
-        let settings = Settings {
-            balance: patch.balance,
-            cap: patch.cap,
-            grant_value: patch.grant_value,
-            grant_interval: patch.grant_interval,
-        };
+        let settings = Settings::from(patch);
         settings.validate()?;
         validate_actor(actor)?;
         if settings.is_empty() {

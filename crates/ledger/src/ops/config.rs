@@ -142,25 +142,14 @@ impl Ledger {
         }
         let row = match tx.project(&cfg.name, true).await? {
             None => {
-                let state = PoolState::opened(cfg.cap, cfg.grant_value, cfg.grant_interval);
-                let mut row = PoolRow {
-                    id: 0,
-                    kind: PROJECT.into(),
-                    owner: cfg.name.clone(),
-                    name: cfg.name.clone(),
-                    position: 0,
-                    active: 1,
-                    balance: 0,
-                    cap: 0,
-                    grant_value: 0,
-                    grant_interval: 1,
-                    grant_anchor: None,
-                    project_id: None,
-                    pattern: None,
-                    config: snapshot.to_json(),
-                    created_at: now,
-                };
-                row.set_state(state);
+                let mut row = PoolRow::opened(
+                    PROJECT,
+                    &cfg.name,
+                    &cfg.name,
+                    PoolState::opened(cfg.cap, cfg.grant_value, cfg.grant_interval),
+                    snapshot.to_json(),
+                    now,
+                );
                 row.id = tx.insert_pool(&row).await?;
                 journal.push(JournalRow::new(&row, now, row.balance, "open"));
                 row
@@ -250,28 +239,17 @@ impl Ledger {
             let position = position as i64;
             match existing.iter().find(|p| p.name == cfg.name) {
                 None => {
-                    let mut row = PoolRow {
-                        id: 0,
-                        kind: USER.into(),
-                        owner: user.to_string(),
-                        name: cfg.name.clone(),
-                        position,
-                        active: 1,
-                        balance: 0,
-                        cap: 0,
-                        grant_value: 0,
-                        grant_interval: 1,
-                        grant_anchor: None,
-                        project_id: *project_id,
-                        pattern: pattern.clone(),
-                        config: snapshot.to_json(),
-                        created_at: now,
-                    };
-                    row.set_state(PoolState::opened(
-                        cfg.cap,
-                        cfg.grant_value,
-                        cfg.grant_interval,
-                    ));
+                    let mut row = PoolRow::opened(
+                        USER,
+                        user,
+                        &cfg.name,
+                        PoolState::opened(cfg.cap, cfg.grant_value, cfg.grant_interval),
+                        snapshot.to_json(),
+                        now,
+                    );
+                    row.position = position;
+                    row.project_id = *project_id;
+                    row.pattern = pattern.clone();
                     row.id = tx.insert_pool(&row).await?;
                     journal.push(JournalRow::new(&row, now, row.balance, "open"));
                 }

@@ -89,34 +89,49 @@ impl Tx {
 
     /// Writes the mutable columns of every pool given, in one statement.
     pub(crate) async fn update_pools(&mut self, rows: &[PoolRow]) -> Result<()> {
+        const COLUMNS: [&str; 10] = [
+            "balance",
+            "cap",
+            "grant_value",
+            "grant_interval",
+            "grant_anchor",
+            "project_id",
+            "pattern",
+            "active",
+            "position",
+            "config",
+        ];
+        const PG_TYPES: &str = "balance bigint, cap bigint, grant_value bigint, \
+             grant_interval bigint, grant_anchor bigint, project_id bigint, pattern text, \
+             active bigint, position bigint, config text";
+        self.update_json("pools", &COLUMNS, PG_TYPES, rows).await
+    }
+
+    /// `UPDATE table SET columns FROM` a JSON array of rows keyed by `id`:
+    /// one statement for any number of rows, on either database.
+    async fn update_json<T: serde::Serialize>(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        pg_types: &str,
+        rows: &[T],
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        const SET: &str = "balance = x.balance, cap = x.cap, grant_value = x.grant_value, \
-             grant_interval = x.grant_interval, grant_anchor = x.grant_anchor, \
-             project_id = x.project_id, pattern = x.pattern, active = x.active, \
-             position = x.position, config = x.config";
+        let set = columns
+            .iter()
+            .map(|c| format!("{c} = x.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let json = serde_json::to_string(rows).expect("rows serialize");
         match self {
             Tx::Sqlite(t) => {
+                let mut fields = vec!["id"];
+                fields.extend_from_slice(columns);
                 let sql = format!(
-                    "UPDATE pools SET {SET} FROM (SELECT {}) AS x WHERE pools.id = x.id",
-                    sqlite_record(
-                        &[
-                            "id",
-                            "balance",
-                            "cap",
-                            "grant_value",
-                            "grant_interval",
-                            "grant_anchor",
-                            "project_id",
-                            "pattern",
-                            "active",
-                            "position",
-                            "config",
-                        ],
-                        None
-                    )
+                    "UPDATE {table} SET {set} FROM (SELECT {}) AS x WHERE {table}.id = x.id",
+                    sqlite_record(&fields, None)
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(json)
@@ -125,11 +140,8 @@ impl Tx {
             }
             Tx::Postgres(t) => {
                 let sql = format!(
-                    "UPDATE pools AS p SET {SET} FROM jsonb_to_recordset($1::jsonb) AS x(\
-                     id bigint, balance bigint, cap bigint, grant_value bigint, \
-                     grant_interval bigint, grant_anchor bigint, project_id bigint, \
-                     pattern text, active bigint, position bigint, config text) \
-                     WHERE p.id = x.id"
+                    "UPDATE {table} AS t SET {set} FROM \
+                     jsonb_to_recordset($1::jsonb) AS x(id bigint, {pg_types}) WHERE t.id = x.id"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(json)
@@ -356,48 +368,17 @@ impl Tx {
 
     /// Writes the mutable columns of every server given, in one statement.
     pub(crate) async fn update_servers(&mut self, rows: &[ServerUpdate]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        const SET: &str = "state = x.state, ready_at = x.ready_at, \
-             periods_charged = x.periods_charged, next_charge_at = x.next_charge_at, \
-             stop_reason = x.stop_reason, ended_at = x.ended_at";
-        let json = serde_json::to_string(rows).expect("rows serialize");
-        match self {
-            Tx::Sqlite(t) => {
-                let sql = format!(
-                    "UPDATE servers SET {SET} FROM (SELECT {}) AS x WHERE servers.id = x.id",
-                    sqlite_record(
-                        &[
-                            "id",
-                            "state",
-                            "ready_at",
-                            "periods_charged",
-                            "next_charge_at",
-                            "stop_reason",
-                            "ended_at",
-                        ],
-                        None
-                    )
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(json)
-                    .execute(&mut **t)
-                    .await?;
-            }
-            Tx::Postgres(t) => {
-                let sql = format!(
-                    "UPDATE servers AS s SET {SET} FROM jsonb_to_recordset($1::jsonb) AS x(\
-                     id bigint, state text, ready_at bigint, periods_charged bigint, \
-                     next_charge_at bigint, stop_reason text, ended_at bigint) WHERE s.id = x.id"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(json)
-                    .execute(&mut **t)
-                    .await?;
-            }
-        }
-        Ok(())
+        const COLUMNS: [&str; 6] = [
+            "state",
+            "ready_at",
+            "periods_charged",
+            "next_charge_at",
+            "stop_reason",
+            "ended_at",
+        ];
+        const PG_TYPES: &str = "state text, ready_at bigint, periods_charged bigint, \
+             next_charge_at bigint, stop_reason text, ended_at bigint";
+        self.update_json("servers", &COLUMNS, PG_TYPES, rows).await
     }
 
     /// Ends every live record of `user`'s server `server_name`: a new start

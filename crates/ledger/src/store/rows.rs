@@ -38,6 +38,37 @@ pub(crate) const POOL_COLUMNS: &str = "id, kind, owner, name, position, active, 
      grant_value, grant_interval, grant_anchor, project_id, pattern, config, created_at";
 
 impl PoolRow {
+    /// A pool not yet stored: full (rule 1), active, its grant clock idle.
+    pub(crate) fn opened(
+        kind: &str,
+        owner: &str,
+        name: &str,
+        state: PoolState,
+        config: String,
+        now: i64,
+    ) -> Self {
+        debug_assert!(state.balance == state.cap && state.grant_anchor_ms.is_none());
+        let mut row = Self {
+            id: 0,
+            kind: kind.to_string(),
+            owner: owner.to_string(),
+            name: name.to_string(),
+            position: 0,
+            active: 1,
+            balance: 0,
+            cap: 0,
+            grant_value: 0,
+            grant_interval: 1,
+            grant_anchor: None,
+            project_id: None,
+            pattern: None,
+            config,
+            created_at: now,
+        };
+        row.set_state(state);
+        row
+    }
+
     pub(crate) fn state(&self) -> PoolState {
         PoolState {
             balance: self.balance,
