@@ -215,7 +215,10 @@ class CreditsAuthenticator(Authenticator):
             raise TraitError(str(e)) from None
         return value
 
+    # A non-zero default_value: traitlets skips validating a configured value
+    # equal to it (Integer()'s default 0 let credits_task_interval = 0 through).
     credits_task_interval = Integer(
+        60,
         help=dedent(
             """
             Seconds between billing rounds of the credit service.
@@ -269,6 +272,7 @@ class CreditsAuthenticator(Authenticator):
     ).tag(config=True)
 
     credits_service_port = Integer(
+        10101,
         help=(
             "Port of the managed credit service on 127.0.0.1. "
             "Default: 10101, or JUPYTERHUB_CREDITS_SERVICE_PORT."
@@ -366,6 +370,9 @@ class CreditsAuthenticator(Authenticator):
         app = hubsetup.hub_app(self)
         if not self.credits_enabled:
             hubsetup.disable(app)
+            # The compatibility API stays, to say that credits are disabled.
+            if app is not None and not hubsetup.handlers_via_get_handlers(self):
+                app.extra_handlers.extend(hubsetup.compat_handlers())
             self.log.info("Credits are disabled (credits_enabled = False)")
             return
         self._credits_check_spawner_config(app)
@@ -415,7 +422,7 @@ class CreditsAuthenticator(Authenticator):
 
     def get_handlers(self, app):
         handlers = super().get_handlers(app)
-        if self.credits_enabled and hubsetup.handlers_via_get_handlers(self):
+        if hubsetup.handlers_via_get_handlers(self):
             handlers = list(handlers) + hubsetup.compat_handlers()
         return handlers
 

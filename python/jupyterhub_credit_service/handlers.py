@@ -36,6 +36,8 @@ class _Base(APIHandler):
             raise web.HTTPError(403, "authentication required")
         if "admin:users" not in self.expanded_scopes:
             raise web.HTTPError(403, "this needs the scope admin:users")
+        if not self.credits.credits_enabled:
+            raise web.HTTPError(404, "credits are disabled on this hub")
 
     def translated_body(self, rename: dict) -> bytes | None:
         """The JSON body with the original package's field names mapped to

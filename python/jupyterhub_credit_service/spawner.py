@@ -21,6 +21,8 @@ from .values import check_int, resolve
 
 #: How often a starting server is checked for readiness.
 READY_POLL_SECS = 0.5
+#: How long the progress stream waits for the admission check of its spawn.
+PROGRESS_WAIT_SECS = 30
 #: Attempts to deliver a start or stop notice to the service.
 NOTICE_ATTEMPTS = 5
 
@@ -77,6 +79,8 @@ class CreditsSpawner(Spawner):
     #: state as soon as the process is gone, before the hub runs the
     #: post-stop hook that tells the service the server stopped.
     _credits_cleared_key = None
+    #: The spawn (its _spawn_future) whose admission check has finished.
+    _credits_checked = None
 
     # A mixin: the spawner it is mixed with starts, stops and polls. These
     # only pass through (JupyterHub requires every Spawner subclass to name them).
@@ -103,6 +107,15 @@ class CreditsSpawner(Spawner):
         return value, interval
 
     async def run_pre_spawn_hook(self):
+        # A new spawn: no cost of an earlier one in its progress.
+        self._credits_cost = None
+        try:
+            await self._credits_admit()
+        finally:
+            # The progress stream waits for this (see progress()).
+            self._credits_checked = self._spawn_future
+
+    async def _credits_admit(self):
         await maybe_future(super().run_pre_spawn_hook())
         auth = self._credits_authenticator
         if auth is None:
@@ -194,7 +207,20 @@ class CreditsSpawner(Spawner):
                 await self._credits_notice(lambda: auth.credits_client.stopped(key))
 
     async def progress(self):
-        if self._credits_cost is not None:
+        # The progress stream can open before the admission check of this
+        # spawn is done (its pending state starts earlier): wait for it, so
+        # that the cost shown is this spawn's.
+        spawn = self._spawn_future
+        deadline = time.monotonic() + PROGRESS_WAIT_SECS
+        while (
+            self._credits_authenticator is not None
+            and spawn is not None
+            and not spawn.done()
+            and self._credits_checked is not spawn
+            and time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.05)
+        if self._credits_cost is not None and self._credits_checked is spawn:
             value, interval, pool = self._credits_cost
             where = "" if pool in (None, "default") else f" from your {pool!r} credits"
             yield {
