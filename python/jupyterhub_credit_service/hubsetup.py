@@ -48,13 +48,29 @@ def install_at_import() -> None:
         return
     app = JupyterHub.instance()
     _ensure_role(app.load_roles)
-    # The config file may replace load_roles after this import.
-    app.observe(lambda change: _ensure_role(change["new"]), names=["load_roles"])
+
+    def on_change(change):
+        # The config file may set load_roles after this import. traitlets
+        # keeps its own copy of the list, so the role is assigned, not
+        # appended to change["new"] (assigning again re-enters with it present).
+        roles = change["new"]
+        if not any(r is SERVICE_ROLE or r.get("name") == SERVICE_ROLE["name"] for r in roles):
+            change["owner"].load_roles = [*roles, SERVICE_ROLE]
+
+    app.observe(on_change, names=["load_roles"])
+
+
+def _set_role_services(app, services: list) -> None:
+    """Sets who holds the service's role, in every copy the hub may keep."""
+    SERVICE_ROLE["services"] = list(services)
+    for role in getattr(app, "load_roles", []) or []:
+        if role.get("name") == SERVICE_ROLE["name"]:
+            role["services"] = list(services)
 
 
 def disable(app) -> None:
     """credits_enabled = False: the role stays empty, nothing is registered."""
-    SERVICE_ROLE["services"] = []
+    _set_role_services(app, [])
 
 
 def handlers_via_get_handlers(authenticator) -> bool:
@@ -108,7 +124,7 @@ def register(authenticator, app) -> None:
             }
         )
     if any(s.get("name") == name for s in services):
-        SERVICE_ROLE["services"] = [name]
+        _set_role_services(app, [name])
     access = f"access:services!service={name}"
     scopes = app.extra_user_scopes
     if access not in scopes:
